@@ -1,0 +1,1 @@
+"""Event contracts, one module per producing service (`contracts.acd`, `contracts.patient` …)."""
