@@ -6,6 +6,8 @@
 - `tokens`: mints JWTs with the test key (agent-state issues the real ones).
 - `run_app(app)`: runs an app's lifespan and gives an httpx client to it.
 - `cleanup_bus(bus)`: deletes the queues a `RabbitBus` declared, when the test ends.
+
+Helpers that are not fixtures live in `testkit.py` (`from testkit import auth_header`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 import aio_pika
 import asyncpg
@@ -120,7 +121,3 @@ async def cleanup_bus(amqp_url: str) -> AsyncIterator[Callable[[RabbitBus], None
             await channel.queue_delete(name)
         for exchange in exchanges:
             await channel.exchange_delete(exchange)
-
-
-def auth_header(token: str) -> dict[str, Any]:
-    return {"Authorization": f"Bearer {token}"}
