@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field
+from testkit import auth_header
 
 from callcenter_common.auth import CurrentPrincipal, TokenIssuer, TokensRevoked, generate_keypair
 from callcenter_common.bus import InMemoryBus
@@ -20,8 +21,6 @@ from callcenter_common.problems import ProblemError
 from callcenter_common.service import RuntimeDep, ServiceRuntime, create_service_app
 from callcenter_common.settings import PlatformSettings, ServiceSettings
 from patient.models import bus_tables
-
-from testkit import auth_header
 
 MIGRATIONS = Path(__import__("patient.main").main.__file__).parent / "migrations"
 
@@ -114,9 +113,7 @@ async def test_business_error_carries_stable_code(client: httpx.AsyncClient, iss
     }
 
 
-async def test_protected_endpoint_without_valid_token_is_401(
-    client: httpx.AsyncClient, issuer: TokenIssuer
-) -> None:
+async def test_protected_endpoint_without_valid_token_is_401(client: httpx.AsyncClient, issuer: TokenIssuer) -> None:
     body = {"mobile": "13800138000", "slots": 1}
     missing = await client.post("/bookings", json=body)
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
@@ -154,7 +151,9 @@ async def test_health_readiness_metrics_and_correlation_id(client: httpx.AsyncCl
     r = await client.get("/bookings", headers={"X-Correlation-ID": "call-42"})
     assert r.headers["x-correlation-id"] == "call-42"
     metrics = (await client.get("/metrics")).text
-    assert 'callcenter_http_requests_total{method="GET",route="/bookings",service="contract-test",status="200"}' in metrics
+    assert (
+        'callcenter_http_requests_total{method="GET",route="/bookings",service="contract-test",status="200"}' in metrics
+    )
 
 
 async def test_readiness_is_503_when_the_database_is_unreachable(  # type: ignore[no-untyped-def]

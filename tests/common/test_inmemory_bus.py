@@ -40,7 +40,9 @@ async def test_routes_by_topic_to_every_bound_queue() -> None:
     bus.subscribe("a.calls", ["call.*"], on_call)
     bus.subscribe("b.all", ["#"], on_any)
     await bus.start()
-    await bus.publish_many([Envelope(name="call.answered", source="t"), Envelope(name="patient.registered", source="t")])
+    await bus.publish_many(
+        [Envelope(name="call.answered", source="t"), Envelope(name="patient.registered", source="t")]
+    )
     await bus.drain()
     await asyncio.sleep(0)
     assert calls == ["call.answered"]

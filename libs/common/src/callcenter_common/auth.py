@@ -96,9 +96,11 @@ def generate_keypair() -> tuple[str, str]:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -190,9 +192,7 @@ class TokenVerifier:
 
 
 def _unauthenticated(detail: str, code: str = "auth.unauthenticated") -> ProblemError:
-    return ProblemError(
-        401, code, "Authentication required", detail=detail, headers={"WWW-Authenticate": "Bearer"}
-    )
+    return ProblemError(401, code, "Authentication required", detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 def bearer_token(request: Request) -> str | None:

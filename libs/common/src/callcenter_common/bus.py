@@ -67,9 +67,7 @@ class Bus(abc.ABC):
         max_deliveries: int | None = None,
     ) -> Subscription:
         """Bind `queue` to event names (topic patterns); works before or after `start()`."""
-        sub = Subscription(
-            queue, tuple(names), handler, exclusive, max_deliveries or self.max_deliveries
-        )
+        sub = Subscription(queue, tuple(names), handler, exclusive, max_deliveries or self.max_deliveries)
         self.subscriptions.append(sub)
         self._on_subscribe(sub)
         return sub
@@ -95,7 +93,7 @@ class Bus(abc.ABC):
         pass
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.retry_backoff_seconds * (2 ** (attempt - 1)), 10.0)
+        return float(min(self.retry_backoff_seconds * 2.0 ** (attempt - 1), 10.0))
 
 
 async def _handle(sub: Subscription, envelope: Envelope) -> bool:
@@ -246,9 +244,7 @@ class RabbitBus(Bus):
         )
         try:
             channel = await connection.channel(publisher_confirms=True)
-            exchange = await channel.declare_exchange(
-                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-            )
+            exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
             self._connection, self._channel, self._exchange = connection, channel, exchange
             for consumer in self._consumers:
                 await self._start_consumer(consumer)
@@ -270,9 +266,7 @@ class RabbitBus(Bus):
         sub = consumer.sub
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
-        exchange = await channel.declare_exchange(
-            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
+        exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
         if sub.exclusive:
             # One per process (e.g. each gateway replica pushes to its own sockets).
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)

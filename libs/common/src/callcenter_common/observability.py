@@ -21,9 +21,7 @@ correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=No
 
 CORRELATION_HEADER = "x-correlation-id"
 
-HTTP_REQUESTS = Counter(
-    "callcenter_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
-)
+HTTP_REQUESTS = Counter("callcenter_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
 HTTP_LATENCY = Histogram(
     "callcenter_http_request_duration_seconds",
     "HTTP request latency",

@@ -1,8 +1,8 @@
 """What every service's `main.py` wires: database, bus, outbox, inbox, token checks, health.
 
-    runtime = ServiceRuntime(settings, tables=bus_tables, migrations=MIGRATIONS)
-    runtime.consume("owner", ["call.answered"], handle_call_answered)
-    app = create_service_app(runtime, routers=[router])
+runtime = ServiceRuntime(settings, tables=bus_tables, migrations=MIGRATIONS)
+runtime.consume("owner", ["call.answered"], handle_call_answered)
+app = create_service_app(runtime, routers=[router])
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from callcenter_common.bus import Bus
-from callcenter_common.service import ServiceRuntime, create_service_app
 from acd.config import AcdSettings
 from acd.models import bus_tables
+from callcenter_common.bus import Bus
+from callcenter_common.service import ServiceRuntime, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -1,0 +1,1 @@
+"""Runners of the whole platform: `embedded` (make run) and `fullstack` (make up)."""

@@ -1,0 +1,125 @@
+"""`make run`: every service in one process, SQLite under var/, the in-process bus, the PBX
+simulator, demo data, the gateway on :8000.  Ctrl-C stops it cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from callcenter_common.bus import InMemoryBus
+from callcenter_common.catalog import GATEWAY_PORT, SERVICES
+from callcenter_common.observability import configure_logging
+from callcenter_common.service import ServiceRuntime
+from callcenter_platform.keys import ensure_dev_keys
+
+log = logging.getLogger("callcenter.embedded")
+
+
+def _optional_module(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return None
+
+
+def prepare_environment(var_dir: Path) -> None:
+    """Settings of the embedded mode, unless the environment already says otherwise."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("CALLCENTER_ENV", "dev")
+    os.environ.setdefault("CALLCENTER_BUS", "memory")
+    os.environ.setdefault("CALLCENTER_VAR_DIR", str(var_dir))
+    for info in SERVICES:
+        database = (var_dir / f"{info.package}.db").resolve()
+        os.environ.setdefault(f"{info.env_prefix}DATABASE_URL", f"sqlite+aiosqlite:///{database}")
+    ensure_dev_keys(var_dir)
+
+
+class EmbeddedPlatform:
+    """The services, the gateway and the bus of one process; usable from tests too."""
+
+    def __init__(self, *, seed_demo: bool = True) -> None:
+        self.bus = InMemoryBus()
+        self.seed_demo = seed_demo
+        self.services: dict[str, FastAPI] = {}
+        self.gateway: FastAPI | None = None
+        self._stack = AsyncExitStack()
+
+    async def start(self) -> FastAPI:
+        await self.bus.start()
+        self._stack.push_async_callback(self.bus.close)
+        for info in SERVICES:
+            module = importlib.import_module(f"{info.package}.main")
+            app: FastAPI = module.create_app(bus=self.bus)
+            await self._stack.enter_async_context(app.router.lifespan_context(app))
+            self.services[info.name] = app
+            log.info("started %s", info.name)
+        if self.seed_demo:
+            await self._seed()
+        gateway_main = importlib.import_module("gateway.main")
+        self.gateway = gateway_main.create_app(bus=self.bus, services=self.services)
+        return self.gateway
+
+    async def _seed(self) -> None:
+        for info in SERVICES:
+            demo = _optional_module(f"{info.package}.demo")
+            seed: Callable[..., Awaitable[Any]] | None = getattr(demo, "seed_demo", None)
+            if seed is None:
+                continue
+            runtime: ServiceRuntime = self.services[info.name].state.runtime
+            async with runtime.db.session() as session:
+                await seed(session)
+            log.info("demo data of %s in place", info.name)
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+
+
+async def serve(host: str, port: int, var_dir: Path) -> None:
+    prepare_environment(var_dir)
+    platform = EmbeddedPlatform()
+    gateway = await platform.start()
+    server = uvicorn.Server(uvicorn.Config(gateway, host=host, port=port, log_config=None, lifespan="on"))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.handle_exit, sig, None)
+    print(
+        f"\nCall center running (embedded): http://{host}:{port}/api/docs\n"
+        f"  health of each service: http://{host}:{port}/api/<service>/healthz\n"
+        f"  services: {', '.join(i.name for i in SERVICES)}\n"
+        f"  data: {var_dir.resolve()}  (delete it to start afresh)\n"
+        "  Ctrl-C stops it.\n",
+        flush=True,
+    )
+    try:
+        await server._serve()  # uvicorn's own signal capture would fight ours
+    finally:
+        await platform.stop()
+        print("stopped", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", GATEWAY_PORT)))
+    parser.add_argument("--var", type=Path, default=Path(os.environ.get("CALLCENTER_VAR_DIR", "var")))
+    args = parser.parse_args()
+    configure_logging(os.environ.get("CALLCENTER_LOG_LEVEL", "INFO"), json_lines=False)
+    asyncio.run(serve(args.host, args.port, args.var))
+
+
+if __name__ == "__main__":
+    main()
