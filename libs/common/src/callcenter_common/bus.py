@@ -27,6 +27,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from callcenter_common.events import Envelope, topic_matches
+from callcenter_common.observability import correlation_id
 
 log = logging.getLogger("callcenter.bus")
 
@@ -98,12 +99,15 @@ class Bus(abc.ABC):
 
 async def _handle(sub: Subscription, envelope: Envelope) -> bool:
     """Run the handler; True if it succeeded."""
+    token = correlation_id.set(envelope.correlation_id or str(envelope.id))
     try:
         await sub.handler(envelope)
     except Exception:
         log.exception("handler of %s failed on %s %s", sub.queue, envelope.name, envelope.id)
         BUS_CONSUMED.labels(sub.queue, "failed").inc()
         return False
+    finally:
+        correlation_id.reset(token)
     BUS_CONSUMED.labels(sub.queue, "ok").inc()
     return True
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 EventT = TypeVar("EventT", bound="Event")
+
+# Set by the HTTP middleware and the bus consumer (observability re-exports it).
+current_correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 
 class Audience(BaseModel):
@@ -71,7 +75,8 @@ class Event(BaseModel):
             name=self.name,
             version=self.version,
             source=source,
-            correlation_id=correlation_id,
+            # A request's or a consumed event's correlation id carries on unless one is given.
+            correlation_id=correlation_id if correlation_id is not None else current_correlation_id.get(),
             data=self.model_dump(mode="json"),
             audience=audience,
         )

@@ -7,7 +7,6 @@ import logging
 import sys
 import time
 import uuid
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+from callcenter_common.events import current_correlation_id
+
+correlation_id = current_correlation_id
 
 CORRELATION_HEADER = "x-correlation-id"
 

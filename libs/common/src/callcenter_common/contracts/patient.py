@@ -13,7 +13,7 @@ from pydantic import Field
 
 from callcenter_common.events import Event
 
-OwnershipChangeKind = Literal["first_contact", "registration", "assigned", "moved", "user_changed"]
+OwnershipChangeKind = Literal["first_contact", "registration", "assigned", "moved"]
 PaymentFailureReason = Literal["insufficient_funds", "no_fund_account"]
 
 
