@@ -33,7 +33,7 @@ test: install services-up
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common/src gateway/src services/*/src
+	$(BIN)/mypy libs/common/src libs/platform/src libs/pbxsim/src gateway/src services/*/src
 
 format: install
 	$(BIN)/ruff format .
