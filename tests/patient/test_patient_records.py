@@ -156,9 +156,9 @@ async def test_wo_3_1_bad_input_names_the_field(patient: PatientHarness, change:
 async def test_wo_3_1_bad_paths_and_cursors_are_4xx(patient: PatientHarness) -> None:
     h = patient
     for path, field in (
-        ("/patients?cursor=%%%", "cursor"),
+        ("/patients?cursor=%%%", "query.cursor"),
         ("/patients?cursor=WzFd", None),
-        ("/patients?cursor=WyJ4Il0", "cursor"),
+        ("/patients?cursor=WyJ4Il0", "query.cursor"),
         ("/patients/99999999999999999999999", "path.patient_id"),
         ("/patients/by-mobile/abc", "mobile"),
         ("/patients?limit=0", "query.limit"),

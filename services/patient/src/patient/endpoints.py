@@ -9,9 +9,9 @@ from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from callcenter_common.auth import CurrentPrincipal
 from callcenter_common.db import SessionDep
+from callcenter_common.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
 from callcenter_common.problems import PROBLEM_RESPONSES, ProblemError
 from patient import schemas
-from patient.paging import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
 from patient.phones import normalize_mobile
 from patient.repository import PatientFilter
 from patient.service import PatientService
@@ -34,7 +34,7 @@ NO_NUL = r"^[^\x00]*$"
 
 
 def _id_cursor(cursor: str | None) -> int | None:
-    key = decode_cursor(cursor, int)
+    key = decode_cursor(cursor, [int])
     return key[0] if key else None
 
 
@@ -139,7 +139,7 @@ def build_router(service: PatientService) -> APIRouter:
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> schemas.Page[schemas.MedicalRecordRead]:
-        key = decode_cursor(cursor, str, int)
+        key = decode_cursor(cursor, [str, int])
         after = (str(key[0]), int(key[1])) if key else None
         if after is not None:
             try:

@@ -27,6 +27,7 @@ from callcenter_common.auth import (
 from callcenter_common.contracts.acd import CallAnswered
 from callcenter_common.contracts.agent_state import AgentStateChanged
 from callcenter_common.contracts.patient import OrderCompleted
+from callcenter_common.pagination import encode_cursor
 from callcenter_common.problems import ProblemError
 from patient import schemas
 from patient.config import PatientSettings
@@ -51,7 +52,6 @@ from patient.models import (
     RewardProduct,
 )
 from patient.notifier import Notifier
-from patient.paging import encode_cursor
 from patient.phones import try_normalize_mobile
 from patient.repository import LookupRow, PatientFilter, Repository, Scope
 
@@ -354,7 +354,7 @@ class PatientService:
             )
             for p, level_code in rows[:limit]
         ]
-        next_cursor = encode_cursor(items[-1].id) if len(rows) > limit and items else None
+        next_cursor = encode_cursor([items[-1].id]) if len(rows) > limit and items else None
         return schemas.Page(items=items, next_cursor=next_cursor)
 
     async def lookup_by_mobile(self, session: AsyncSession, principal: Principal, mobile: str) -> schemas.PatientLookup:
@@ -486,7 +486,7 @@ class PatientService:
         rows = await repo.list_medical_records(patient_id, after, limit + 1)
         items = [schemas.MedicalRecordRead.model_validate(r) for r in rows[:limit]]
         next_cursor = (
-            encode_cursor(items[-1].visit_date.isoformat(), items[-1].id) if len(rows) > limit and items else None
+            encode_cursor([items[-1].visit_date.isoformat(), items[-1].id]) if len(rows) > limit and items else None
         )
         return schemas.Page(items=items, next_cursor=next_cursor)
 
@@ -636,7 +636,7 @@ class PatientService:
         await self._visible(repo, principal, patient_id)
         rows = await repo.ownership_log(patient_id, after_id, limit + 1)
         items = [schemas.OwnershipChangeRead.model_validate(r) for r in rows[:limit]]
-        return schemas.Page(items=items, next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None)
+        return schemas.Page(items=items, next_cursor=encode_cursor([items[-1].id]) if len(rows) > limit else None)
 
     async def owners(
         self, session: AsyncSession, principal: Principal, after_id: int | None, limit: int
@@ -646,7 +646,7 @@ class PatientService:
             raise _forbidden(PERM_READ_OWNERS)
         rows = await Repository(session).owners(after_id, limit + 1)
         items = [schemas.OwnerEntry(mobile=m, owner_user_id=u, owner_work_number=w) for _, m, u, w in rows[:limit]]
-        return schemas.Page(items=items, next_cursor=encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None)
+        return schemas.Page(items=items, next_cursor=encode_cursor([rows[limit - 1][0]]) if len(rows) > limit else None)
 
     # --- levels (WO-3.2) ------------------------------------------------------------------
 
@@ -759,7 +759,7 @@ class PatientService:
         await self._visible(repo, principal, patient_id)
         rows = await repo.points_ledger(patient_id, before_id, limit + 1)
         items = [schemas.PointsEntryRead.model_validate(r) for r in rows[:limit]]
-        return schemas.Page(items=items, next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None)
+        return schemas.Page(items=items, next_cursor=encode_cursor([items[-1].id]) if len(rows) > limit else None)
 
     async def list_products(self, session: AsyncSession, include_inactive: bool) -> list[schemas.RewardProductRead]:
         return [
@@ -1029,7 +1029,7 @@ class PatientService:
         await self._fund_patient(repo, principal, patient_id, PERM_FUNDS_CHARGE)
         rows = await repo.fund_ledger(patient_id, before_id, limit + 1)
         items = [schemas.FundEntryRead.model_validate(r) for r in rows[:limit]]
-        return schemas.Page(items=items, next_cursor=encode_cursor(items[-1].id) if len(rows) > limit else None)
+        return schemas.Page(items=items, next_cursor=encode_cursor([items[-1].id]) if len(rows) > limit else None)
 
     async def deposit(
         self, session: AsyncSession, principal: Principal, patient_id: int, key: str, data: schemas.DepositCreate
