@@ -59,6 +59,28 @@ class CallAnswered(CallEvent, AgentRef):
     agent_channel: str | None = None
     answered_at: datetime
     wait_seconds: float = 0.0
+    # Added: False when another agent answered this call before (after a transfer), so a
+    # count of answered calls takes only the first.
+    first_answer: bool = True
+
+
+MissedReason = Literal["no_answer", "busy", "rejected", "cancelled", "answered_elsewhere", "failed"]
+
+
+class CallAgentMissed(CallEvent, AgentRef):
+    """An agent's phone rang for the call and that leg ended unanswered (AGENT-11).
+
+    Every `call.ringing` is closed by a `call.answered` or a `call.agent_missed` of the
+    same `agent_channel`, so an agent never stays "ringing"."""
+
+    name: ClassVar[str] = "call.agent_missed"
+
+    agent_channel: str
+    reason: MissedReason
+    cause: int = 0
+    ringing_at: datetime
+    missed_at: datetime
+    ring_seconds: float = 0.0
 
 
 class CallHeld(CallEvent, AgentRef):
@@ -82,6 +104,8 @@ class CallTransferred(CallEvent, AgentRef):
 
 
 class CallEnded(CallEvent, AgentRef):
+    """`caller_number` is the outside party; agent fields name the last agent who answered."""
+
     name: ClassVar[str] = "call.ended"
 
     outcome: Outcome
@@ -93,3 +117,7 @@ class CallEnded(CallEvent, AgentRef):
     ended_at: datetime
     wait_seconds: float = 0.0
     talk_seconds: float = 0.0
+    # Added: the agent leg that talked last, and whether the ACD saw the end itself or
+    # found the call gone when it resynchronised with the PBX (times then are estimates).
+    agent_channel: str | None = None
+    seen_by_resync: bool = False
