@@ -21,13 +21,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from agent_state.clock import ManualClock
 from agent_state.config import AgentStateSettings
 from agent_state.demo import DEMO_PASSWORD, seed_demo
 from agent_state.main import create_app
 from agent_state.models import User, bus_tables
 from agent_state.security import Passwords
 from callcenter_common.bus import RabbitBus
+from callcenter_common.clock import ManualClock
 from callcenter_common.events import Envelope
 from callcenter_common.settings import PlatformSettings
 

@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,23 +18,13 @@ from sqlalchemy import text
 
 from callcenter_common.auth import TokenIssuer
 from callcenter_common.bus import RabbitBus
+from callcenter_common.clock import ManualClock
 from callcenter_common.events import Envelope, Event
 from callcenter_common.settings import PlatformSettings
 from patient.config import PatientSettings
 from patient.main import create_app
 
 PATIENT_EVENTS = ("patient.#", "payment.#")
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass
@@ -76,7 +66,7 @@ class PatientHarness:
     app: FastAPI
     client: httpx.AsyncClient
     tokens: TokenIssuer
-    clock: FakeClock
+    clock: ManualClock
     tap: EventTap
 
     def headers(
@@ -135,8 +125,8 @@ def id_number_key() -> str:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime(2026, 3, 27, 2, 0, tzinfo=UTC))
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 3, 27, 2, 0, tzinfo=UTC))
 
 
 @pytest.fixture
@@ -146,7 +136,7 @@ async def patient(
     id_number_key: str,
     run_app: Any,
     tokens: TokenIssuer,
-    clock: FakeClock,
+    clock: ManualClock,
     cleanup_bus: Callable[[RabbitBus], None],
 ) -> AsyncIterator[PatientHarness]:
     settings = PatientSettings(

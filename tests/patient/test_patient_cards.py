@@ -46,7 +46,9 @@ async def test_wo_3_6_member_holds_several_cards_with_benefits_and_validity(pati
     )
     assert r.status_code == 422 and r.json()["field"] == "card_type_code"
 
-    await h.tap.publish(OrderCompleted(patient_id=p["id"], order_id="O-1", amount_fen=10_000, completed_at=h.clock.now))
+    await h.tap.publish(
+        OrderCompleted(patient_id=p["id"], order_id="O-1", amount_fen=10_000, completed_at=h.clock.now())
+    )
     await h.wait_until(lambda: _points(h, p["id"]))
 
     cards = (await h.client.get(f"/patients/{p['id']}/cards", headers=h.agent())).json()

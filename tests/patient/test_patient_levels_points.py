@@ -46,7 +46,7 @@ async def _schemes(h: PatientHarness) -> None:
 async def _complete(h: PatientHarness, patient_id: int, order_id: str, amount_fen: int, when: datetime | None = None):
     return await h.tap.publish(
         OrderCompleted(
-            patient_id=patient_id, order_id=order_id, amount_fen=amount_fen, completed_at=when or h.clock.now
+            patient_id=patient_id, order_id=order_id, amount_fen=amount_fen, completed_at=when or h.clock.now()
         )
     )
 

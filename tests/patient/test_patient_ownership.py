@@ -17,7 +17,7 @@ def answered(h: PatientHarness, caller: str, work_number: str, call_id: str, sec
         agent_extension="8001",
         agent_user_id=f"u-{work_number.lower()}",
         agent_work_number=work_number,
-        answered_at=h.clock.now + timedelta(seconds=seconds),
+        answered_at=h.clock.now() + timedelta(seconds=seconds),
     )
 
 

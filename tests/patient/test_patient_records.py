@@ -317,7 +317,9 @@ async def test_wo_3_1_screen_pop_lookup_by_mobile(patient: PatientHarness) -> No
             json={"visit_date": f"2026-01-{i + 10}", "diagnosis": f"d{i}"},
             headers=h.agent(),
         )
-    await h.tap.publish(OrderCompleted(patient_id=p["id"], order_id="O-1", amount_fen=12_300, completed_at=h.clock.now))
+    await h.tap.publish(
+        OrderCompleted(patient_id=p["id"], order_id="O-1", amount_fen=12_300, completed_at=h.clock.now())
+    )
     await h.wait_until(lambda: _points(h, p["id"]))
     r = await h.client.get("/patients/by-mobile/+8613800138000", headers=h.agent())
     assert r.status_code == 200, r.text

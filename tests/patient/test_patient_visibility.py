@@ -64,7 +64,7 @@ async def test_wo_3_3_team_lead_sees_their_groups_patients(patient: PatientHarne
             state="idle",
             previous_state="busy",
             groups=["north"],
-            changed_at=h.clock.now + timedelta(seconds=1),
+            changed_at=h.clock.now() + timedelta(seconds=1),
         )
     )
 
@@ -81,7 +81,7 @@ async def test_wo_3_3_team_lead_sees_their_groups_patients(patient: PatientHarne
             state="busy",
             previous_state="idle",
             groups=["south"],
-            changed_at=h.clock.now - timedelta(hours=1),
+            changed_at=h.clock.now() - timedelta(hours=1),
         )
     )
     await h.wait_until(lambda: h.processed(old.id))

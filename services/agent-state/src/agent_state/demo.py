@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent_state.clock import Clock, SystemClock
 from agent_state.models import AgentGroup, GroupMember, User
 from agent_state.repository import Repository
 from agent_state.roles import DEFAULT_ROLES, ROLE_SERVICE
 from agent_state.security import Passwords
 from callcenter_common.auth import ROLE_ADMIN, ROLE_AGENT, ROLE_DIRECTOR, ROLE_MANAGER, ROLE_TEAM_LEAD
+from callcenter_common.clock import Clock, SystemClock
 
 DEMO_PASSWORD = "demo1234"
 

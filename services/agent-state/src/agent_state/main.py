@@ -3,7 +3,6 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from agent_state.background import AfterCallWorkTimer
-from agent_state.clock import Clock, SystemClock
 from agent_state.config import AgentStateSettings
 from agent_state.consumers import CallEventConsumer
 from agent_state.endpoints import build_routers
@@ -20,6 +19,7 @@ from agent_state.service import (
     ShiftService,
 )
 from callcenter_common.bus import Bus
+from callcenter_common.clock import Clock, SystemClock
 from callcenter_common.service import ServiceRuntime, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from agent_state import schemas
-from agent_state.clock import Clock
 from agent_state.config import AgentStateSettings
 from agent_state.models import (
     AgentGroup,
@@ -72,6 +71,7 @@ from callcenter_common.auth import (
     TokenIssuer,
     TokensRevoked,
 )
+from callcenter_common.clock import Clock
 from callcenter_common.pagination import decode_cursor, page_of
 from callcenter_common.problems import ProblemError
 

@@ -3,6 +3,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from callcenter_common.bus import Bus
+from callcenter_common.clock import Clock
 from callcenter_common.service import ServiceRuntime, create_service_app
 from patient.config import PatientSettings
 from patient.consumers import PatientConsumers
@@ -10,12 +11,14 @@ from patient.crypto import IdNumberCipher, load_id_number_key
 from patient.endpoints import build_router
 from patient.models import bus_tables
 from patient.notifier import Notifier
-from patient.service import Clock, PatientService, utc_now
+from patient.service import PatientService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_app(settings: PatientSettings | None = None, *, bus: Bus | None = None, clock: Clock = utc_now) -> FastAPI:
+def create_app(
+    settings: PatientSettings | None = None, *, bus: Bus | None = None, clock: Clock | None = None
+) -> FastAPI:
     settings = settings or PatientSettings()
     runtime = ServiceRuntime(settings, tables=bus_tables, migrations=MIGRATIONS, bus=bus)
     cipher = IdNumberCipher(load_id_number_key(settings))

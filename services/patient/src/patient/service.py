@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -24,6 +24,7 @@ from callcenter_common.auth import (
     SUPERVISING_ROLES,
     Principal,
 )
+from callcenter_common.clock import Clock, SystemClock
 from callcenter_common.contracts.acd import CallAnswered
 from callcenter_common.contracts.agent_state import AgentStateChanged
 from callcenter_common.contracts.patient import OrderCompleted
@@ -56,8 +57,6 @@ from patient.phones import try_normalize_mobile
 from patient.repository import LookupRow, PatientFilter, Repository, Scope
 
 log = logging.getLogger("patient.service")
-
-Clock = Callable[[], datetime]
 
 PERM_ID_NUMBER_READ = "patient.id_number.read"
 PERM_READ_ALL = "patients.read_all"
@@ -99,10 +98,6 @@ _PATIENT_SCALARS = (
     "importance_text",
     "importance_colour",
 )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def scope_of(principal: Principal) -> Scope:
@@ -154,15 +149,15 @@ class PatientService:
         settings: PatientSettings,
         cipher: IdNumberCipher,
         notifier: Notifier,
-        clock: Clock = utc_now,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.cipher = cipher
         self.notifier = notifier
-        self.clock = clock
+        self.clock: Clock = clock or SystemClock()
 
     def today(self) -> date:
-        return self.clock().date()
+        return self.clock.now().date()
 
     # --- registration and records (WO-3.1) ------------------------------------------------
 
@@ -171,7 +166,7 @@ class PatientService:
     ) -> schemas.PatientRead:
         """Register a caller as a patient; the first agent who talked with them becomes the owner."""
         repo = Repository(session)
-        now = self.clock()
+        now = self.clock.now()
         if await repo.patient_id_by_mobile(data.mobile) is not None:
             raise ProblemError(409, "patient.mobile_registered", "A patient with this mobile exists", field="mobile")
         patient_number = await self._patient_number(repo, data.store_code, data.clinic_card_number, None)
@@ -249,7 +244,7 @@ class PatientService:
             raise _not_found()
         reveal = principal.can(PERM_ID_NUMBER_READ)
         if audit:
-            now = self.clock()
+            now = self.clock.now()
             await repo.log_access(patient.id, principal.user_id, principal.work_number, "read", now)
             revealed = patient.id_number_encrypted is not None or any(
                 m.id_number_encrypted is not None for m in patient.family
@@ -293,7 +288,7 @@ class PatientService:
         if patient is None:
             raise _not_found()
         sent = data.model_fields_set
-        now = self.clock()
+        now = self.clock.now()
         if "name" in sent and data.name is None:
             raise _invalid("name", "name cannot be empty")
         if "source_channel" in sent and data.source_channel is None:
@@ -383,7 +378,7 @@ class PatientService:
         repo = Repository(session)
         await self._visible(repo, principal, patient_id)
         self._check_birth_date(data.birth_date)
-        now = self.clock()
+        now = self.clock.now()
         member = FamilyMember(
             patient_id=patient_id, relation=data.relation, mobile=data.mobile, created_at=now, updated_at=now
         )
@@ -432,7 +427,7 @@ class PatientService:
             illnesses = data.past_illness_ids if "past_illness_ids" in sent else _ids(member.conditions, "illness")
             allergies = data.drug_allergy_ids if "drug_allergy_ids" in sent else _ids(member.conditions, "allergy")
             member.conditions = await self._conditions(repo, illnesses or [], allergies or [])
-        member.updated_at = self.clock()
+        member.updated_at = self.clock.now()
         await repo.flush()
         return self._family_read(member, principal.can(PERM_ID_NUMBER_READ))
 
@@ -459,7 +454,7 @@ class PatientService:
             if member is None:
                 raise _invalid("family_member_id", "not a family member of this patient")
             person_name = member.name
-        now = self.clock()
+        now = self.clock.now()
         record = MedicalRecord(
             patient_id=patient_id,
             person_name=person_name,
@@ -513,7 +508,7 @@ class PatientService:
             ):
                 raise _invalid(name, f"{name} cannot be null")
             setattr(record, name, value)
-        record.updated_at = self.clock()
+        record.updated_at = self.clock.now()
         await repo.flush()
         return schemas.MedicalRecordRead.model_validate(record)
 
@@ -573,7 +568,7 @@ class PatientService:
                 mobile, event.agent_user_id, event.agent_work_number, event.call_id, event.answered_at
             )
             return
-        now = self.clock()
+        now = self.clock.now()
         if not await repo.claim_unowned(patient_id, event.agent_user_id, event.agent_work_number, now):
             return
         change = OwnershipChange(
@@ -610,7 +605,7 @@ class PatientService:
         user_id = data.user_id or await repo.agent_user_id(data.work_number)
         if user_id is None:
             raise _invalid("user_id", f"work number {data.work_number} is not known here yet; give its user_id")
-        now = self.clock()
+        now = self.clock.now()
         change = OwnershipChange(
             patient_id=patient.id,
             kind="assigned" if patient.owner_work_number is None else "moved",
@@ -698,7 +693,7 @@ class PatientService:
         if patient is None:
             log.warning("order.completed %s names unknown patient %s; ignored", event.order_id, event.patient_id)
             return
-        now = self.clock()
+        now = self.clock.now()
         points = self.points_for(event.amount_fen)
         completed_at = event.completed_at if event.completed_at.tzinfo else event.completed_at.replace(tzinfo=UTC)
         if not await repo.add_order_completion(patient.id, event.order_id, event.amount_fen, points, completed_at):
@@ -803,7 +798,7 @@ class PatientService:
         product = await repo.get_product(data.product_id)
         if product is None or not product.active:
             raise _invalid("product_id", "no such redeemable product", code="patient.product_not_found")
-        now = self.clock()
+        now = self.clock.now()
         if product.min_yearly_visits is not None:
             start = datetime(now.year, 1, 1, tzinfo=UTC)
             visits = await repo.yearly_visits(patient_id, start, datetime(now.year + 1, 1, 1, tzinfo=UTC))
@@ -963,7 +958,7 @@ class PatientService:
             issued_on=issued_on,
             valid_until=valid_until,
             status="active",
-            created_at=self.clock(),
+            created_at=self.clock.now(),
         )
         card.card_type = card_type
         repo.add(card)
@@ -1047,7 +1042,7 @@ class PatientService:
         if existing is not None:
             self._same_request(same(existing))
             return DepositOutcome(schemas.FundEntryRead.model_validate(existing), replayed=True)
-        now = self.clock()
+        now = self.clock.now()
         await self._ensure_account(repo, patient_id, now)
         entry = FundEntry(
             patient_id=patient_id,
@@ -1086,7 +1081,7 @@ class PatientService:
         if existing is not None:
             self._same_request(existing.request_fingerprint == fingerprint)
             return PaymentOutcome(_payment_read(existing), replayed=True)
-        now = self.clock()
+        now = self.clock.now()
         payment = FundPayment(
             patient_id=patient_id,
             idempotency_key=key,
@@ -1161,7 +1156,7 @@ class PatientService:
         if existing is not None:
             self._same_request(existing.request_fingerprint == fingerprint)
             return RefundOutcome(schemas.RefundRead.model_validate(existing), replayed=True)
-        now = self.clock()
+        now = self.clock.now()
         refund = FundRefund(
             payment_id=payment_id,
             idempotency_key=key,

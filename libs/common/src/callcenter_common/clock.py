@@ -1,4 +1,6 @@
-"""Business time (after-call-work deadlines, account locks, timeline, shifts) comes from a `Clock`.
+"""Business time (after-call-work deadlines, payment deadlines, ownership dates …) comes from
+a `Clock` that services take in their constructor; tests advance a `ManualClock` instead of
+sleeping.
 
 Token times (`iat`, `exp`, revocations) stay on wall time: every service verifies them
 against its own wall clock.
@@ -30,8 +32,8 @@ class ManualClock:
     def now(self) -> datetime:
         return self._now
 
-    def advance(self, seconds: float) -> datetime:
-        self._now += timedelta(seconds=seconds)
+    def advance(self, seconds: float = 0, *, minutes: float = 0, hours: float = 0, days: float = 0) -> datetime:
+        self._now += timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
         return self._now
 
     def set(self, when: datetime) -> None:
