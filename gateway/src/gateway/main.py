@@ -5,6 +5,7 @@ uvicorn gateway.main:create_app --factory --port 8000
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp
 
-from callcenter_common.auth import RevocationList, TokensRevoked, TokenVerifier
+from callcenter_common.auth import RevocationList, TokensRevoked, TokenVerifier, load_revocations
 from callcenter_common.bus import Bus, bus_from_settings
 from callcenter_common.events import Envelope
 from callcenter_common.observability import ObservabilityMiddleware
@@ -78,9 +79,15 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if owns_bus:
             await bus.start()
+        loader = None
+        if platform.revocations_url:
+            loader = asyncio.create_task(load_revocations(platform.revocations_url, revocations))
         try:
             yield
         finally:
+            if loader is not None:
+                loader.cancel()
+                await asyncio.gather(loader, return_exceptions=True)
             hub.close_all()
             await upstreams.aclose()
             if owns_bus:

@@ -8,6 +8,7 @@ revoked token fails on the next call to any service, not only agent-state.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +24,8 @@ from callcenter_common.events import Event
 from callcenter_common.problems import ProblemError
 
 ALGORITHM = "EdDSA"
+
+log = logging.getLogger("callcenter.auth")
 
 # Roles of AGENT-25 / WO-1; services compare against these names.
 ROLE_DIRECTOR = "director"
@@ -88,6 +91,41 @@ class RevocationList:
         if principal.session_id and principal.session_id in self._sessions:
             return True
         return principal.issued_at < self._user_not_before.get(principal.user_id, 0.0)
+
+
+async def load_revocations(url: str, revocations: RevocationList, *, attempts: int = 30) -> int:
+    """Apply the revocations still in force that agent-state lists at `url` (for a service that
+    starts after they were published); retries while agent-state is not up. Returns how many."""
+    import asyncio
+
+    import httpx
+
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            applied = 0
+            cursor: str | None = None
+            async with httpx.AsyncClient(timeout=5) as client:
+                while True:
+                    params: dict[str, str | int] = {"limit": 500}
+                    if cursor:
+                        params["cursor"] = cursor
+                    response = await client.get(url, params=params)
+                    response.raise_for_status()
+                    page = response.json()
+                    for item in page["items"]:
+                        revocations.apply(TokensRevoked.model_validate(item))
+                        applied += 1
+                    cursor = page.get("next_cursor")
+                    if not cursor:
+                        return applied
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("revocations not loaded from %s (%s); retrying", url, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    return 0
 
 
 def generate_keypair() -> tuple[str, str]:

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callcenter_common.auth import RevocationList, TokensRevoked, TokenVerifier
+from callcenter_common.auth import RevocationList, TokensRevoked, TokenVerifier, load_revocations
 from callcenter_common.bus import Bus, bus_from_settings
 from callcenter_common.db import Database
 from callcenter_common.events import Envelope
@@ -73,6 +73,7 @@ class ServiceRuntime:
         self.readiness_checks: dict[str, ReadinessCheck] = {"database": self.db.ping, "bus": self._bus_ready}
         self.on_startup: list[Hook] = []
         self.on_shutdown: list[Hook] = []
+        self._revocation_loader: asyncio.Task[None] | None = None
         # Every replica keeps its own revocation list, so this queue is per process.
         self.bus.subscribe(f"{self.name}.auth", [TokensRevoked.name], self._on_tokens_revoked, exclusive=True)
 
@@ -97,10 +98,22 @@ class ServiceRuntime:
         if self.owns_bus:
             await self.bus.start()
         self.relay.start()
+        if self.settings.platform.revocations_url:
+            self._revocation_loader = asyncio.create_task(self._load_revocations())
         for hook in self.on_startup:
             await hook()
 
+    async def _load_revocations(self) -> None:
+        try:
+            count = await load_revocations(self.settings.platform.revocations_url, self.revocations)
+            log.info("%s applied %d token revocations still in force", self.name, count)
+        except Exception:
+            log.exception("%s could not load token revocations", self.name)
+
     async def stop(self) -> None:
+        if self._revocation_loader is not None:
+            self._revocation_loader.cancel()
+            await asyncio.gather(self._revocation_loader, return_exceptions=True)
         for hook in reversed(self.on_shutdown):
             try:
                 await hook()

@@ -35,6 +35,8 @@ class PlatformSettings(BaseSettings):
     jwt_public_key_file: Path | None = None
     jwt_issuer: str = "callcenter.agent-state"
     jwt_audience: str = "callcenter"
+    # agent-state's GET /auth/revocations: read at start-up by services that start later
+    revocations_url: str = ""
     log_level: str = "INFO"
     log_json: bool = True
     var_dir: Path = Path("var")

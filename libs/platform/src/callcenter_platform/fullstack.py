@@ -39,6 +39,9 @@ async def ensure_databases(server_url: str, names: list[str]) -> None:
 def service_environment(server_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("CALLCENTER_BUS", "rabbitmq")
+    # Services that start after a forced logout still refuse the revoked tokens.
+    agent_state = next(i for i in SERVICES if i.name == "agent-state")
+    env.setdefault("CALLCENTER_REVOCATIONS_URL", f"http://127.0.0.1:{agent_state.port}/auth/revocations")
     for info in SERVICES:
         env.setdefault(f"{info.env_prefix}DATABASE_URL", f"{server_url.rstrip('/')}/{info.package}")
     return env
