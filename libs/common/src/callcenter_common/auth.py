@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
@@ -241,8 +241,8 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
-def current_principal(request: Request) -> Principal:
-    """FastAPI dependency: the verified caller, or 401."""
+async def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the verified caller, or 401 (async: no trip through the thread pool)."""
     token = bearer_token(request)
     if token is None:
         raise _unauthenticated("a bearer token is required")
@@ -255,8 +255,8 @@ def current_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_permission(permission: str) -> Callable[[Principal], Principal]:
-    def dependency(principal: CurrentPrincipal) -> Principal:
+def require_permission(permission: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def dependency(principal: CurrentPrincipal) -> Principal:
         if not principal.can(permission):
             raise ProblemError(403, "auth.forbidden", "Permission required", detail=permission)
         return principal
@@ -264,8 +264,8 @@ def require_permission(permission: str) -> Callable[[Principal], Principal]:
     return dependency
 
 
-def require_role(*roles: str) -> Callable[[Principal], Principal]:
-    def dependency(principal: CurrentPrincipal) -> Principal:
+def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def dependency(principal: CurrentPrincipal) -> Principal:
         if not principal.has_role(*roles):
             raise ProblemError(403, "auth.forbidden", "Role required", detail=" or ".join(roles))
         return principal
