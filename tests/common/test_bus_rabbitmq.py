@@ -232,3 +232,26 @@ async def test_rolled_back_transaction_sends_nothing(database: Database) -> None
             raise RuntimeError("business rule failed")
     async with database.session() as session:
         assert await session.scalar(select(func.count()).select_from(tables.outbox)) == 0
+
+
+async def test_stopping_the_relay_sends_what_was_committed_last(
+    database: Database, platform_settings: PlatformSettings, cleanup_bus: Callable[[RabbitBus], None]
+) -> None:
+    bus = make_bus(platform_settings, cleanup_bus)
+    received: asyncio.Queue[Envelope] = asyncio.Queue()
+    bus.subscribe("test.last", ["visit.booked"], received.put)
+    await bus.start()
+    await bus.wait_connected(10)
+    relay = OutboxRelay("test", database, bus, tables, poll_seconds=60)
+    outbox = Outbox(tables)
+    try:
+        relay.start()
+        async with database.session() as session:
+            await outbox.add(session, VisitBooked(patient="last-words").envelope("test"))
+        await relay.stop()
+        async with database.session() as session:
+            assert await session.scalar(select(func.count()).select_from(tables.outbox)) == 0
+        event = await asyncio.wait_for(received.get(), 10)
+        assert VisitBooked.from_envelope(event).patient == "last-words"
+    finally:
+        await bus.close()

@@ -62,6 +62,10 @@ async def test_embedded_platform_answers_every_service_and_stops_on_ctrl_c(tmp_p
                         if r.status_code == 200 and r.json()["service"] == name:
                             pending.discard(name)
                     await asyncio.sleep(0.2)
+            # The ACD logged in to the PBX simulator over AMI.
+            async with asyncio.timeout(max(1.0, 60 - (time.monotonic() - started))):
+                while (await client.get("/api/acd/readyz")).status_code != 200:
+                    await asyncio.sleep(0.2)
         assert time.monotonic() - started < 60
         assert (tmp_path / "var" / "patient.db").exists(), "the embedded mode keeps SQLite files under var/"
     finally:

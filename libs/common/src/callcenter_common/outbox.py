@@ -121,6 +121,8 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._stop = asyncio.Event()
         db.on_outbox_commit(self.notify)
 
     def notify(self) -> None:
@@ -130,20 +132,33 @@ class OutboxRelay:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Let the round under way finish (a row confirmed by the broker is also deleted, so a
+        restart does not send it again) and relay what was committed last; then stop."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._stop.set()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        self._task = None
+        self._stopping = False
+        self._stop.clear()
 
     async def _run(self) -> None:
         failures = 0
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except TimeoutError:
-                pass
+            if not self._stopping:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                except TimeoutError:
+                    pass
             self._wake.clear()
+            stopping = self._stopping
             try:
                 await self.drain()
                 failures = 0
@@ -151,12 +166,21 @@ class OutboxRelay:
                 failures += 1
                 OUTBOX_FAILURES.labels(self.service).inc()
                 log.warning("outbox relay of %s waits for the broker: %s", self.service, exc)
-                await asyncio.sleep(min(0.1 * 2**failures, self.poll_seconds * 5))
             except Exception:
                 failures += 1
                 OUTBOX_FAILURES.labels(self.service).inc()
                 log.exception("outbox relay of %s failed", self.service)
-                await asyncio.sleep(min(0.1 * 2**failures, self.poll_seconds * 5))
+            if stopping:
+                return
+            if failures:
+                await self._pause(min(0.1 * 2**failures, self.poll_seconds * 5))
+
+    async def _pause(self, seconds: float) -> None:
+        # A stop during the pause ends it at once; new commits do not (the broker is away).
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            pass
 
     async def drain(self) -> int:
         """Publish every committed row; returns how many were confirmed."""

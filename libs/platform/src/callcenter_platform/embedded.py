@@ -23,6 +23,7 @@ from callcenter_common.catalog import GATEWAY_PORT, SERVICES
 from callcenter_common.observability import configure_logging
 from callcenter_common.service import ServiceRuntime
 from callcenter_platform.keys import ensure_dev_keys
+from pbxsim import PbxSimulator, SimConfig
 
 log = logging.getLogger("callcenter.embedded")
 
@@ -56,9 +57,11 @@ class EmbeddedPlatform:
         self.seed_demo = seed_demo
         self.services: dict[str, FastAPI] = {}
         self.gateway: FastAPI | None = None
+        self.pbx: PbxSimulator | None = None
         self._stack = AsyncExitStack()
 
     async def start(self) -> FastAPI:
+        await self._start_pbx()
         await self.bus.start()
         self._stack.push_async_callback(self.bus.close)
         for info in SERVICES:
@@ -72,6 +75,26 @@ class EmbeddedPlatform:
         gateway_main = importlib.import_module("gateway.main")
         self.gateway = gateway_main.create_app(bus=self.bus, services=self.services)
         return self.gateway
+
+    async def _start_pbx(self) -> None:
+        """The PBX simulator plays Asterisk: AMI for the ACD (it records under var/recordings)."""
+        var_dir = Path(os.environ.get("CALLCENTER_VAR_DIR", "var"))
+        port = int(os.environ.get("ACD_AMI_PORT", "5038"))
+        config = SimConfig(port=port, recordings_dir=var_dir / "recordings", failed_login_delay=1.0)
+        self.pbx = PbxSimulator(config)
+        try:
+            await self.pbx.start()
+        except OSError:  # a real Asterisk (or another run) holds the port: take a free one
+            config.port = 0
+            self.pbx = PbxSimulator(config)
+            await self.pbx.start()
+        self._stack.push_async_callback(self.pbx.stop)
+        os.environ["ACD_AMI_HOST"] = config.host
+        os.environ["ACD_AMI_PORT"] = str(self.pbx.ami_port)
+        username, secret = next(iter(config.users.items()))
+        os.environ.setdefault("ACD_AMI_USERNAME", username)
+        os.environ.setdefault("ACD_AMI_SECRET", secret)
+        log.info("PBX simulator: AMI on %s:%d", config.host, self.pbx.ami_port)
 
     async def _seed(self) -> None:
         for info in SERVICES:
@@ -99,6 +122,7 @@ async def serve(host: str, port: int, var_dir: Path) -> None:
     print(
         f"\nCall center running (embedded): http://{host}:{port}/api/docs\n"
         f"  health of each service: http://{host}:{port}/api/<service>/healthz\n"
+        f"  PBX simulator (AMI): 127.0.0.1:{platform.pbx.ami_port if platform.pbx else '-'}\n"
         f"  services: {', '.join(i.name for i in SERVICES)}\n"
         f"  data: {var_dir.resolve()}  (delete it to start afresh)\n"
         "  Ctrl-C stops it.\n",
