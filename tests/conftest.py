@@ -1,6 +1,7 @@
 """Fixtures of the whole suite: real PostgreSQL and RabbitMQ, throw-away per test.
 
-- `pg_url`: a fresh PostgreSQL database for one test, dropped afterwards.
+- `pg_url`: a fresh PostgreSQL database for one test, dropped afterwards;
+  `new_pg_database()` makes more (a second service's own database).
 - `platform_settings`: `PlatformSettings` for tests: RabbitMQ in this session's own
   vhost (created here, deleted at the end), a test JWT key, no retry pauses.
 - `tokens`: mints JWTs with the test key (agent-state issues the real ones).
@@ -16,7 +17,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import aio_pika
@@ -74,21 +75,39 @@ def platform_settings(amqp_url: str, jwt_keys: tuple[str, str]) -> PlatformSetti
     )
 
 
+NewDatabase = Callable[[], Awaitable[str]]
+
+
 @pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+async def new_pg_database() -> AsyncIterator[NewDatabase]:
+    """Creates throw-away PostgreSQL databases (one per call), dropped when the test ends."""
+    names: list[str] = []
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    yield f"{base}/{name}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+
+    async def create() -> str:
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        names.append(name)
+        return f"{base}/{name}"
+
+    yield create
+    if names:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            for name in names:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def pg_url(new_pg_database: NewDatabase) -> str:
+    """A fresh PostgreSQL database for one test."""
+    return await new_pg_database()
 
 
 RunApp = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]

@@ -2,7 +2,6 @@
 
 - `echo_service(bus)`: a service built with callcenter_common.service (PostgreSQL, the given
   bus) whose endpoints echo the request, validate input, need a token, or stream.
-- `pg_database()`: one more throw-away PostgreSQL database (each service has its own).
 - `gateway_settings(**overrides)`: every service not given points at a closed port.
 - `serve(app)`: runs an app under a real uvicorn on 127.0.0.1 and gives its base URL.
 """
@@ -10,15 +9,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -32,33 +28,6 @@ from gateway.config import GatewaySettings
 from gateway.main import create_app
 
 from .gatewaykit import CLIENT_IP, EchoBase, Embedded, echo_router, echo_tables
-
-PG_ADMIN_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-async def pg_database() -> AsyncIterator[Callable[[], Awaitable[str]]]:
-    names: list[str] = []
-
-    async def create() -> str:
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        names.append(name)
-        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-        return f"{base}/{name}"
-
-    yield create
-    if names:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            for name in names:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture

@@ -41,11 +41,11 @@ async def test_merged_openapi_prefixes_paths_renames_schemas_and_lists_unavailab
     embedded: Embedded,
     echo_service: Callable[[Bus], FastAPI],
     bus: RabbitBus,
-    pg_database: Callable[[], Awaitable[str]],
+    new_pg_database: Callable[[], Awaitable[str]],
     platform_settings: PlatformSettings,
 ) -> None:
     reporting = create_reporting(
-        ReportingSettings(database_url=await pg_database(), platform=platform_settings), bus=bus
+        ReportingSettings(database_url=await new_pg_database(), platform=platform_settings), bus=bus
     )
     async with embedded({"patient": echo_service(bus), "reporting": reporting}) as (_, client):
         r = await client.get("/api/openapi.json")

@@ -169,11 +169,11 @@ async def test_readiness_is_the_bus_and_status_lists_each_service(
     embedded: Embedded,
     echo_service: Callable[[Bus], FastAPI],
     bus: RabbitBus,
-    pg_database: Callable[[], Awaitable[str]],
+    new_pg_database: Callable[[], Awaitable[str]],
     platform_settings: PlatformSettings,
 ) -> None:
     recording = create_recording(
-        RecordingSettings(database_url=await pg_database(), platform=platform_settings), bus=bus
+        RecordingSettings(database_url=await new_pg_database(), platform=platform_settings), bus=bus
     )
     async with embedded({"patient": echo_service(bus), "recording": recording}) as (_, client):
         ready = await client.get("/readyz")
