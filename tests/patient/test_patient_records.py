@@ -356,11 +356,11 @@ async def test_wo_3_1_embedded_mode_on_sqlite_with_demo_data(
                 assert await seed_demo(session) == 20
             async with app.state.runtime.db.session() as session:
                 assert await seed_demo(session) == 0
-            token = tokens.issue(user_id="demo-a1002", work_number="A1002", roles=["agent"])
+            token = tokens.issue(user_id="demo-8002", work_number="8002", roles=["agent"])
             headers = {"Authorization": f"Bearer {token}"}
             r = await client.get("/patients?limit=100", headers=headers)
             assert r.status_code == 200 and len(r.json()["items"]) in (3, 4)
-            assert {p["owner_work_number"] for p in r.json()["items"]} == {"A1002"}
+            assert {p["owner_work_number"] for p in r.json()["items"]} == {"8002"}
             mobile = r.json()["items"][0]["mobile"]
             r = await client.get(f"/patients/by-mobile/{mobile}", headers=headers)
             assert r.status_code == 200, r.text

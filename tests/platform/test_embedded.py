@@ -66,6 +66,17 @@ async def test_embedded_platform_answers_every_service_and_stops_on_ctrl_c(tmp_p
             async with asyncio.timeout(max(1.0, 60 - (time.monotonic() - started))):
                 while (await client.get("/api/acd/readyz")).status_code != 200:
                     await asyncio.sleep(0.2)
+            # Demo data is in place: a demo agent logs in and the token opens another service.
+            login = await client.post(
+                "/api/agent-state/auth/login",
+                json={"work_number": "8001", "extension": "1001", "password": "demo1234"},
+            )
+            assert login.status_code == 200, login.text
+            token = login.json()["access_token"]
+            patients = await client.get("/api/patient/patients", headers={"Authorization": f"Bearer {token}"})
+            assert patients.status_code == 200, patients.text
+            owners = {p["owner_work_number"] for p in patients.json()["items"]}
+            assert owners == {"8001"}, "a demo agent sees their own demo patients, and only those"
         assert time.monotonic() - started < 60
         assert (tmp_path / "var" / "patient.db").exists(), "the embedded mode keeps SQLite files under var/"
     finally:

@@ -8,6 +8,7 @@ app = create_service_app(runtime, routers=[router])
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter_common.auth import RevocationList, TokensRevoked, TokenVerifier, load_revocations
 from callcenter_common.bus import Bus, bus_from_settings
+from callcenter_common.catalog import service
 from callcenter_common.db import Database
 from callcenter_common.events import Envelope
 from callcenter_common.migrations import upgrade_database
@@ -95,6 +97,8 @@ class ServiceRuntime:
     async def start(self) -> None:
         if self.settings.migrate_on_start:
             await self._migrate_when_database_is_up()
+        if self.settings.seed_demo and self.settings.platform.env != "prod":
+            await self._seed_demo()
         if self.owns_bus:
             await self.bus.start()
         self.relay.start()
@@ -134,6 +138,21 @@ class ServiceRuntime:
                     raise
                 log.warning("database of %s not ready (%s); retrying", self.name, exc)
                 await asyncio.sleep(min(0.2 * attempt, 2.0))
+
+    async def _seed_demo(self) -> None:
+        try:
+            package = service(self.name).package
+        except KeyError:
+            return
+        try:
+            demo = importlib.import_module(f"{package}.demo")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.demo":
+                raise
+            return
+        async with self.db.session() as session:
+            await demo.seed_demo(session)
+        log.info("demo data of %s in place", self.name)
 
     async def prune_inbox(self) -> int:
         return await self.inbox.prune(timedelta(days=7))

@@ -66,6 +66,8 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     database_url: str = "sqlite+aiosqlite:///var/service.db"
     migrate_on_start: bool = True
+    # Demo data (users, patients …) from the package's `demo.seed_demo`; never in prod.
+    seed_demo: bool = False
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)

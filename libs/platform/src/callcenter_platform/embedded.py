@@ -9,11 +9,8 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -21,20 +18,10 @@ from fastapi import FastAPI
 from callcenter_common.bus import InMemoryBus
 from callcenter_common.catalog import GATEWAY_PORT, SERVICES
 from callcenter_common.observability import configure_logging
-from callcenter_common.service import ServiceRuntime
 from callcenter_platform.keys import ensure_dev_keys
 from pbxsim import PbxSimulator, SimConfig
 
 log = logging.getLogger("callcenter.embedded")
-
-
-def _optional_module(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
 
 
 def prepare_environment(var_dir: Path) -> None:
@@ -46,15 +33,15 @@ def prepare_environment(var_dir: Path) -> None:
     for info in SERVICES:
         database = (var_dir / f"{info.package}.db").resolve()
         os.environ.setdefault(f"{info.env_prefix}DATABASE_URL", f"sqlite+aiosqlite:///{database}")
+        os.environ.setdefault(f"{info.env_prefix}SEED_DEMO", "true")
     ensure_dev_keys(var_dir)
 
 
 class EmbeddedPlatform:
     """The services, the gateway and the bus of one process; usable from tests too."""
 
-    def __init__(self, *, seed_demo: bool = True) -> None:
+    def __init__(self) -> None:
         self.bus = InMemoryBus()
-        self.seed_demo = seed_demo
         self.services: dict[str, FastAPI] = {}
         self.gateway: FastAPI | None = None
         self.pbx: PbxSimulator | None = None
@@ -70,8 +57,6 @@ class EmbeddedPlatform:
             await self._stack.enter_async_context(app.router.lifespan_context(app))
             self.services[info.name] = app
             log.info("started %s", info.name)
-        if self.seed_demo:
-            await self._seed()
         gateway_main = importlib.import_module("gateway.main")
         self.gateway = gateway_main.create_app(bus=self.bus, services=self.services)
         return self.gateway
@@ -95,17 +80,6 @@ class EmbeddedPlatform:
         os.environ.setdefault("ACD_AMI_USERNAME", username)
         os.environ.setdefault("ACD_AMI_SECRET", secret)
         log.info("PBX simulator: AMI on %s:%d", config.host, self.pbx.ami_port)
-
-    async def _seed(self) -> None:
-        for info in SERVICES:
-            demo = _optional_module(f"{info.package}.demo")
-            seed: Callable[..., Awaitable[Any]] | None = getattr(demo, "seed_demo", None)
-            if seed is None:
-                continue
-            runtime: ServiceRuntime = self.services[info.name].state.runtime
-            async with runtime.db.session() as session:
-                await seed(session)
-            log.info("demo data of %s in place", info.name)
 
     async def stop(self) -> None:
         await self._stack.aclose()

@@ -42,8 +42,11 @@ def service_environment(server_url: str) -> dict[str, str]:
     # Services that start after a forced logout still refuse the revoked tokens.
     agent_state = next(i for i in SERVICES if i.name == "agent-state")
     env.setdefault("CALLCENTER_REVOCATIONS_URL", f"http://127.0.0.1:{agent_state.port}/auth/revocations")
+    demo = env.get("CALLCENTER_ENV", "dev") != "prod"
     for info in SERVICES:
         env.setdefault(f"{info.env_prefix}DATABASE_URL", f"{server_url.rstrip('/')}/{info.package}")
+        if demo:
+            env.setdefault(f"{info.env_prefix}SEED_DEMO", "true")
     return env
 
 

@@ -1,4 +1,4 @@
-"""Demo data for the embedded mode: reference lists and ~20 patients owned by A1001…A1006."""
+"""Demo data for the embedded mode: reference lists and ~20 patients owned by the demo agents 8001…8006."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from patient.models import (
     RewardProduct,
 )
 
-DEMO_WORK_NUMBERS = ("A1001", "A1002", "A1003", "A1004", "A1005", "A1006")
+# The work numbers of agent-state's demo agents, so a demo agent who logs in sees their patients.
+DEMO_WORK_NUMBERS = ("8001", "8002", "8003", "8004", "8005", "8006")
 DEMO_GROUP = "demo-inbound"
 
 _ILLNESSES = ("高血压", "糖尿病", "慢性胃炎", "失眠", "颈椎病", "哮喘")

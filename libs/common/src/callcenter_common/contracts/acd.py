@@ -121,3 +121,58 @@ class CallEnded(CallEvent, AgentRef):
     # found the call gone when it resynchronised with the PBX (times then are estimates).
     agent_channel: str | None = None
     seen_by_resync: bool = False
+
+
+RoutingRule = Literal[
+    "blacklist", "designated_number", "owner", "owner_wait", "owner_overflow", "region", "queue", "overflow", "retry"
+]
+RoutingTarget = Literal["agent", "queue", "blocked", "callback"]
+
+
+class CallRouted(CallEvent):
+    """A routing decision of the ACD (CORE-2): which rule applied and where the call goes.
+
+    `target` agent: offered to `agent_extension` now (or waiting for that agent with
+    rule `owner_wait`); queue: waiting in `queue` for its groups; blocked: blacklisted and
+    hung up; callback: overflowed to a call-back."""
+
+    name: ClassVar[str] = "call.routed"
+
+    rule: RoutingRule
+    target: RoutingTarget
+    queue: str | None = None
+    groups: list[str] = []
+    agent_extension: str | None = None
+    agent_work_number: str | None = None
+    reason: str = ""
+    routed_at: datetime
+
+
+DequeueReason = Literal["answered", "abandoned", "overflowed", "blocked"]
+
+
+class CallDequeued(CallEvent):
+    """A call left the ACD's waiting calls: answered by an agent, abandoned by the caller while
+    waiting or ringing, overflowed to a call-back, or blocked. `waited_seconds` from its first
+    routing decision."""
+
+    name: ClassVar[str] = "call.dequeued"
+
+    queue: str | None = None
+    reason: DequeueReason
+    agent_extension: str | None = None
+    waited_seconds: float = 0.0
+    dequeued_at: datetime
+
+
+class CallbackRequested(Event):
+    """A caller should be called back (AGENT-22): the call overflowed to a call-back or was lost."""
+
+    name: ClassVar[str] = "callback.requested"
+
+    call_id: str
+    caller_number: str
+    dnis: str = ""
+    queue: str | None = None
+    reason: str
+    requested_at: datetime
