@@ -40,6 +40,27 @@ class AcdSettings(ServiceSettings):
     # How long the writer lets facts gather before a transaction (latency traded for fewer commits).
     fact_linger_seconds: float = Field(default=0.05, ge=0, le=1)
 
+    # Routing (issue #6). Calls of a number bound to no queue go to this queue; "" = not routed.
+    default_queue: str = ""
+    # Timers (personal waits, maximum waits) are checked this often.
+    routing_tick_seconds: float = Field(default=0.2, gt=0, le=5)
+    # A blacklisted caller is redirected here (`context,exten,priority`: a message, then hang-up); "" = AMI Hangup.
+    blocked_context: str = ""
+    # A call overflowing to a call-back is redirected here; "" = AMI Hangup after `callback.requested`.
+    callback_context: str = ""
+    # A pick-up (AGENT-13) redirects the caller to `<context>,<extension>,1`, which dials that agent.
+    pickup_context: str = "agents-dial"
+    # MixMonitor on every caller the ACD connects (CORE-4); `{uniqueid}` is the caller channel's.
+    recording_path: str = "/var/spool/asterisk/monitor/inbound-{uniqueid}.wav"
+    # Start-up copies: agent-state's GET /agents/routable and patient's GET /owners ("" = fed by events only),
+    # read with this bearer token (a service token issued by agent-state; the ACD can mint none).
+    # Live figures (queue.figures_updated) pushed to this group's screens this often; 0 = not pushed.
+    figures_seconds: float = Field(default=1.0, ge=0)
+    figures_group: str = "supervisors"
+    agent_state_url: str = ""
+    agent_state_token: str = ""
+    patient_url: str = ""
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "AcdSettings":
         self.require_secret("ACD_AMI_SECRET", "" if self.ami_secret == "admin" else self.ami_secret)

@@ -3,7 +3,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from acd.config import AcdSettings
-from acd.endpoints import build_router
+from acd.endpoints import build_router, build_routing_router
 from acd.models import bus_tables
 from acd.service import AcdService
 from callcenter_common.bus import Bus
@@ -22,9 +22,9 @@ def create_app(settings: AcdSettings | None = None, *, bus: Bus | None = None, c
     runtime.on_shutdown.append(service.stop)
     app = create_service_app(
         runtime,
-        routers=[build_router(service)],
+        routers=[build_router(service), build_routing_router(service)],
         title="acd",
-        description="Live calls and channels from Asterisk's AMI; publishes the call.* events (CORE-6).",
+        description="Live calls and channels from Asterisk's AMI, routing by DNIS queues and rules (CORE-2, CORE-6).",
     )
     app.state.acd = service
     return app

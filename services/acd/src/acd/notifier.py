@@ -24,15 +24,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from acd.calls import Call, Channel
 from acd.repository import CallRepository, remembered
+from acd.router import RoutedFact, WaitingCall
 from callcenter_common.contracts.acd import (
+    AgentRef,
     CallAgentMissed,
     CallAnswered,
+    CallbackRequested,
+    CallDequeued,
     CallEnded,
     CallHeld,
+    CallQueued,
     CallResumed,
     CallRinging,
+    CallRouted,
     CallStarted,
     CallTransferred,
+    DequeueReason,
     MissedReason,
 )
 from callcenter_common.events import Envelope, Event
@@ -55,6 +62,8 @@ class StagedFact:
     facts: frozenset[str]  # the call's facts up to and including this one
     at: datetime
     ended: bool = False
+    remember: bool = True  # False: a routing fact, which changes nothing a restart must know
+    missed: dict[str, Any] | None = None  # a lost call to list (AGENT-11, AGENT-22), in the same transaction
 
     def envelope(self, source: str) -> Envelope:
         event = self.contract(**self.fields)
@@ -98,13 +107,51 @@ class FactQueue:
             self.on_drained()
 
 
-class CallNotifier:
-    def __init__(self, queue: FactQueue) -> None:
-        self.queue = queue
+AgentOf = Callable[[str], tuple[str, str] | None]  # extension -> (user id, work number)
 
-    def _stage(self, call: Call, contract: type[Event], at: datetime, *, ended: bool = False, **fields: Any) -> None:
+
+def _no_agent(_extension: str) -> tuple[str, str] | None:
+    return None
+
+
+class CallNotifier:
+    def __init__(self, queue: FactQueue, agent_of: AgentOf = _no_agent) -> None:
+        self.queue = queue
+        # Who is logged in on an extension (agent-state's feed): patient ownership and reports
+        # need the agent's user id and work number, not only the phone.
+        self.agent_of = agent_of
+
+    def _stage(
+        self,
+        call: Call,
+        contract: type[Event],
+        at: datetime,
+        *,
+        ended: bool = False,
+        missed: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> None:
         fields.update(call_id=call.call_id, caller_number=call.caller_number, dnis=call.dnis, direction=call.direction)
-        self.queue.put(StagedFact(contract, fields, call, frozenset(call.facts), at, ended))
+        extension = fields.get("agent_extension")
+        if extension and issubclass(contract, AgentRef) and (agent := self.agent_of(extension)) is not None:
+            fields.update(agent_user_id=agent[0], agent_work_number=agent[1])
+        self.queue.put(StagedFact(contract, fields, call, frozenset(call.facts), at, ended, missed=missed))
+
+    @staticmethod
+    def _missed_row(
+        call: Call, kind: str, reason: str, waited: float, at: datetime, agent: str | None
+    ) -> dict[str, Any]:
+        return {
+            "call_id": call.call_id,
+            "kind": kind,
+            "caller_number": call.caller_number,
+            "dnis": call.dnis,
+            "queue": call.variables.get("ACD_QUEUE"),
+            "agent_extension": agent,
+            "reason": reason,
+            "waited_seconds": waited,
+            "at": at,
+        }
 
     def call_started(self, call: Call, at: datetime) -> None:
         self._stage(
@@ -128,17 +175,19 @@ class CallNotifier:
 
     def call_agent_missed(self, call: Call, leg: Channel, reason: MissedReason, cause: int, at: datetime) -> None:
         rang = leg.ringing_at or at
+        ring_seconds = max((at - rang).total_seconds(), 0.0)
         self._stage(
             call,
             CallAgentMissed,
             at,
+            missed=self._missed_row(call, "agent_missed", reason, ring_seconds, at, leg.extension),
             agent_extension=leg.extension,
             agent_channel=leg.name,
             reason=reason,
             cause=cause,
             ringing_at=rang,
             missed_at=at,
-            ring_seconds=max((at - rang).total_seconds(), 0.0),
+            ring_seconds=ring_seconds,
         )
 
     def call_held(self, call: Call, agent_extension: str | None, at: datetime) -> None:
@@ -177,6 +226,84 @@ class CallNotifier:
             wait_seconds=call.wait_seconds,
             talk_seconds=call.talk_seconds,
             seen_by_resync=by_resync,
+        )
+
+    def lost_call(self, call: Call, at: datetime) -> None:
+        """A lost inbound call is listed and asks for a call-back (AGENT-22), unless it was blocked or overflowed."""
+        lost = call.direction == "inbound" and call.outcome in ("abandoned", "unanswered") and call.caller_number
+        if lost and not call.facts & {"dequeued:blocked", "dequeued:overflowed"}:
+            row = self._missed_row(call, call.outcome, call.outcome, call.wait_seconds, at, None)
+            fields = {
+                "call_id": call.call_id,
+                "caller_number": call.caller_number,
+                "dnis": call.dnis,
+                "queue": row["queue"],
+                "reason": call.outcome,
+                "requested_at": at,
+            }
+            self.queue.put(
+                StagedFact(CallbackRequested, fields, call, frozenset(call.facts), at, remember=False, missed=row)
+            )
+
+
+class RoutingNotifier:
+    """The routing facts (`call.routed`, `call.queued`, `call.dequeued`, `callback.requested`), queued as call facts."""
+
+    def __init__(self, queue: FactQueue) -> None:
+        self.queue = queue
+
+    def _stage(self, waiting: WaitingCall, contract: type[Event], at: datetime, **fields: Any) -> None:
+        call = waiting.call
+        fields.setdefault("call_id", call.call_id)
+        fields.update(dnis=call.dnis)
+        if contract is not CallbackRequested:
+            fields.update(direction=call.direction)
+        fields.update(caller_number=call.caller_number)
+        self.queue.put(StagedFact(contract, fields, call, frozenset(call.facts), at, remember=False))
+
+    def call_routed(self, waiting: WaitingCall, decision: RoutedFact, at: datetime) -> None:
+        agent = decision.agent
+        self._stage(
+            waiting,
+            CallRouted,
+            at,
+            rule=decision.rule,
+            target=decision.target,
+            queue=decision.queue,
+            groups=list(decision.groups),
+            agent_extension=agent.extension if agent else None,
+            agent_work_number=agent.work_number if agent else None,
+            reason=decision.reason,
+            routed_at=at,
+        )
+
+    def call_queued(self, waiting: WaitingCall, at: datetime) -> None:
+        self._stage(waiting, CallQueued, at, queue=waiting.queue.queue_id, priority=waiting.priority, queued_at=at)
+
+    def call_dequeued(
+        self, waiting: WaitingCall, reason: DequeueReason, agent_extension: str | None, at: datetime
+    ) -> None:
+        if reason in ("blocked", "overflowed"):
+            waiting.call.facts.add(f"dequeued:{reason}")  # its end is no lost call: no second call-back
+        self._stage(
+            waiting,
+            CallDequeued,
+            at,
+            queue=waiting.queue.queue_id,
+            reason=reason,
+            agent_extension=agent_extension,
+            waited_seconds=max((at - waiting.first_routed_at).total_seconds(), 0.0),
+            dequeued_at=at,
+        )
+
+    def callback_requested(self, waiting: WaitingCall, reason: str, at: datetime) -> None:
+        self._stage(
+            waiting,
+            CallbackRequested,
+            at,
+            queue=waiting.queue.queue_id,
+            reason=reason,
+            requested_at=at,
         )
 
 
@@ -261,6 +388,7 @@ class OutboxWriter:
 
     async def _write(self, batch: list[StagedFact]) -> None:
         envelopes: list[Envelope] = []
+        missed: list[dict[str, Any]] = []
         states: dict[str, dict[str, Any]] = {}
         ended: set[str] = set()
         for fact in batch:
@@ -271,14 +399,18 @@ class OutboxWriter:
                 log.exception("call fact %s of %s does not fit its contract; dropped", fact.contract.name, fact.fields)
                 continue
             call_id = fact.call.call_id
+            if fact.missed is not None:
+                missed.append(fact.missed)
             if fact.ended:
                 states.pop(call_id, None)
                 ended.add(call_id)
-            else:
+            elif fact.remember and call_id not in ended:
                 states[call_id] = remembered(fact.call, fact.facts)
         async with self.runtime.db.session() as session:
             await self.runtime.publish(session, *envelopes)
             await self.repository.save(session, states, ended, datetime.now(UTC))
+            if missed:
+                await self.repository.add_missed(session, missed)
         self.written_total += len(envelopes)
         for envelope in envelopes:
             CALL_EVENTS_PUBLISHED.labels(envelope.name).inc()

@@ -124,7 +124,16 @@ class CallEnded(CallEvent, AgentRef):
 
 
 RoutingRule = Literal[
-    "blacklist", "designated_number", "owner", "owner_wait", "owner_overflow", "region", "queue", "overflow", "retry"
+    "blacklist",
+    "designated_number",
+    "owner",
+    "owner_wait",
+    "owner_overflow",
+    "region",
+    "queue",
+    "overflow",
+    "retry",
+    "pickup",
 ]
 RoutingTarget = Literal["agent", "queue", "blocked", "callback"]
 
@@ -176,3 +185,22 @@ class CallbackRequested(Event):
     queue: str | None = None
     reason: str
     requested_at: datetime
+
+
+class QueueFigures(Event):
+    queue_id: str
+    waiting: int
+    offered: int
+    longest_wait_seconds: float
+    available_agents: int
+
+
+class QueueFiguresUpdated(Event):
+    """Live figures of the ACD (CORE-6), pushed about every second to supervisors' screens
+    (envelope `audience`); a snapshot, so one lost is replaced by the next."""
+
+    name: ClassVar[str] = "queue.figures_updated"
+
+    queues: list[QueueFigures]
+    agents_by_state: dict[str, int]
+    at: datetime
