@@ -552,3 +552,29 @@ async def test_core_2_1_caller_waiting_before_the_acd_started_is_routed_once_its
         await wait_until(lambda: call.bridged)
         call.hangup()
         await wait_until(lambda: log.has("call.ended", call.linkedid))
+
+
+async def test_agent_12_agent_sees_calls_waiting_in_its_queues_with_wait_and_region(
+    routing: Routing, tokens: TokenIssuer, sim: PbxSimulator
+) -> None:
+    service, client = routing.service, routing.client
+    await configure(client, supervisor(tokens), [GENERAL], {"4008001234": "general"})
+    set_agent(service, "A1", "1001", "talking", ["g1"])  # nobody free: the call waits
+    mine = auth_header(tokens.issue(user_id="user-A1", work_number="A1", roles=["agent"], groups=["g1"]))
+    other = auth_header(tokens.issue(user_id="user-B1", work_number="B1", roles=["agent"], groups=["g9"]))
+
+    call = await sim.inbound_call(caller="13802880000", dnis="4008001234")
+    await wait_until(lambda: call.linkedid in service.router.calls)
+    routing.clock.advance(12)
+
+    waiting = (await client.get("/waiting-calls", headers=mine)).json()
+    assert [(w["call_id"], w["caller_number"], w["queue"], w["status"]) for w in waiting] == [
+        (call.linkedid, "13802880000", "general", "waiting")
+    ]
+    assert waiting[0]["waited_seconds"] == pytest.approx(12, abs=1)
+    assert "广州" in (waiting[0]["region"] or "")
+    assert (await client.get("/waiting-calls", headers=other)).json() == []  # not a queue B1 serves
+
+    call.hangup()
+    await wait_until(lambda: call.linkedid not in service.router.calls)
+    assert (await client.get("/waiting-calls", headers=mine)).json() == []
