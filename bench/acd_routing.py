@@ -104,8 +104,8 @@ class Bench:
         self.rng = random.Random(seed)
         self.clock = ManualClock(datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
         self.facts = FactQueue(10**9)
-        notifier = RoutedCallNotifier(self.facts)
         self.agents = AgentView()
+        notifier = RoutedCallNotifier(self.facts, self.agents.identity_of)
         self.edge = SocketEdge()
         queues = [
             QueueConfig(f"q{n}", priority=n % 3, groups=(GROUPS[n], GROUPS[(n + 1) % 10]), ring_timeout_seconds=20)
