@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,6 +116,15 @@ def _not_found() -> ProblemError:
 
 def _forbidden(detail: str) -> ProblemError:
     return ProblemError(403, "auth.forbidden", "Not allowed", detail=detail)
+
+
+def _changes(data: BaseModel, required: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The fields a PATCH set; 422 naming a required one set to null (None: every field is required)."""
+    changes = data.model_dump(exclude_unset=True)
+    for name, value in changes.items():
+        if value is None and (required is None or name in required):
+            raise _invalid(name, f"{name} cannot be null")
+    return changes
 
 
 def _invalid(field: str, detail: str, code: str = "request.invalid") -> ProblemError:
@@ -498,15 +508,8 @@ class PatientService:
         record = await repo.get_medical_record(patient_id, record_id)
         if record is None:
             raise ProblemError(404, "patient.medical_record_not_found", "No such medical record")
-        for name, value in data.model_dump(exclude_unset=True).items():
-            if value is None and name in (
-                "symptoms",
-                "diagnosis",
-                "treatment_plan",
-                "treatment_schedule",
-                "visit_kind",
-            ):
-                raise _invalid(name, f"{name} cannot be null")
+        required = ("symptoms", "diagnosis", "treatment_plan", "treatment_schedule", "visit_kind")
+        for name, value in _changes(data, required).items():
             setattr(record, name, value)
         record.updated_at = self.clock.now()
         await repo.flush()
@@ -540,9 +543,7 @@ class PatientService:
         condition = await repo.get_condition(condition_id)
         if condition is None:
             raise ProblemError(404, "patient.condition_not_found", "No such list entry")
-        changes = data.model_dump(exclude_unset=True)
-        if any(v is None for v in changes.values()):
-            raise _invalid(next(k for k, v in changes.items() if v is None), "cannot be null")
+        changes = _changes(data)
         if "name" in changes and await repo.condition_name_taken(condition.kind, changes["name"], condition.id):
             raise ProblemError(409, "patient.condition_exists", "This entry is already on the list", field="name")
         for name, value in changes.items():
@@ -677,10 +678,7 @@ class PatientService:
         level = await repo.get_level(level_id)
         if level is None:
             raise ProblemError(404, "patient.level_not_found", "No such member level")
-        changes = data.model_dump(exclude_unset=True)
-        for name in ("name", "treatment_price_percent", "benefits"):
-            if name in changes and changes[name] is None:
-                raise _invalid(name, f"{name} cannot be null")
+        changes = _changes(data, ("name", "treatment_price_percent", "benefits"))
         for name, value in changes.items():
             setattr(level, name, value)
         await repo.flush()
@@ -780,10 +778,7 @@ class PatientService:
         product = await repo.get_product(product_id)
         if product is None:
             raise ProblemError(404, "patient.product_not_found", "No such product")
-        changes = data.model_dump(exclude_unset=True)
-        for name in ("name", "points_cost", "active"):
-            if name in changes and changes[name] is None:
-                raise _invalid(name, f"{name} cannot be null")
+        changes = _changes(data, ("name", "points_cost", "active"))
         for name, value in changes.items():
             setattr(product, name, value)
         await repo.flush()
@@ -927,10 +922,7 @@ class PatientService:
         card_type = await repo.get_card_type(card_type_id)
         if card_type is None:
             raise ProblemError(404, "patient.card_type_not_found", "No such card type")
-        changes = data.model_dump(exclude_unset=True)
-        for name in ("name", "benefits", "therapy_price_percent", "active"):
-            if name in changes and changes[name] is None:
-                raise _invalid(name, f"{name} cannot be null")
+        changes = _changes(data, ("name", "benefits", "therapy_price_percent", "active"))
         if "benefits" in changes:
             changes["benefits"] = sorted(set(changes["benefits"]))
         for name, value in changes.items():
