@@ -8,6 +8,7 @@ revoked token fails on the next call to any service, not only agent-state.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
+import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -96,10 +98,6 @@ class RevocationList:
 async def load_revocations(url: str, revocations: RevocationList, *, attempts: int = 30) -> int:
     """Apply the revocations still in force that agent-state lists at `url` (for a service that
     starts after they were published); retries while agent-state is not up. Returns how many."""
-    import asyncio
-
-    import httpx
-
     delay = 0.5
     for attempt in range(1, attempts + 1):
         try:
